@@ -1,0 +1,1 @@
+# Users are Django's own; their API tokens are DRF's (see signals).

@@ -1,0 +1,2 @@
+# The REST API (issue 5) fills this in.
+urlpatterns = []

@@ -1,0 +1,197 @@
+"""One device connection's outbound side: a bounded outbox and its writer.
+
+Level 2 never awaits a socket: it appends the (shared, already encoded)
+frame to each target device's outbox and moves on. Each device has its own
+writer task that drains the outbox into the ASGI server, so a slow socket
+only ever blocks its own writer. A device whose outbox overflows is closed
+with 4008 instead of silently losing a frame in the middle of its stream.
+
+How a stalled socket becomes visible depends on the server:
+- uvicorn: its ASGI `send` waits while the socket's buffer is full, so the
+  writer stops and the outbox fills.
+- daphne: `send` never waits (Twisted buffers without limit), so we register
+  a Twisted push producer on the connection: Twisted pauses it when the
+  socket's write buffer passes 64 KiB and the writer stops the same way.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from functools import partial
+
+logger = logging.getLogger(__name__)
+
+SLOW_CLOSE_CODE = 4008
+
+
+class _PauseSignal:
+    """A Twisted IPushProducer that only records whether the socket keeps up."""
+
+    def __init__(self):
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    def pauseProducing(self):  # noqa: N802 (Twisted's interface)
+        self.flowing.clear()
+
+    def resumeProducing(self):  # noqa: N802
+        self.flowing.set()
+
+    def stopProducing(self):  # noqa: N802
+        self.flowing.set()
+
+
+def _watch_daphne_buffer(send):
+    """Return a pause signal for a daphne connection, or None for other servers.
+
+    daphne hands each application `partial(server.handle_reply, protocol)`;
+    the protocol is autobahn's, whose registerProducer is public API.
+    """
+    if not isinstance(send, partial) or not send.args:
+        return None
+    protocol = send.args[0]
+    register = getattr(protocol, "registerProducer", None)
+    if register is None or getattr(getattr(protocol, "transport", None), "producer", None) is not None:
+        return None
+    signal = _PauseSignal()
+    try:
+        register(signal, True)
+    except Exception:  # a transport that takes no producer: fall back to plain sends
+        logger.debug("daphne connection refused a producer", exc_info=True)
+        return None
+    return signal
+
+
+class Device:
+    """The outbound side of one WebSocket connection."""
+
+    def __init__(self, *, user_id, channel, send, max_frames, max_bytes, on_closed_slow=None):
+        self.user_id = user_id
+        self.channel = channel
+        self.closed = False
+        self._send = send
+        self._max_frames = max_frames
+        self._max_bytes = max_bytes
+        self._on_closed_slow = on_closed_slow
+        self._outbox = deque()
+        self._outbox_bytes = 0
+        self._wake = asyncio.Event()
+        self._pause = _watch_daphne_buffer(send)
+        # Per room: the highest seq this device was sent as message.new.
+        self._seen = {}
+        # Per room being resumed: live (seq, frame) held until the replay is out.
+        self._held = {}
+        self._hold_all = False
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def push(self, text):
+        """Queue a frame; close the device with 4008 if its outbox overflows."""
+        if self.closed:
+            return
+        self._outbox.append(text)
+        self._outbox_bytes += len(text)
+        if len(self._outbox) > self._max_frames or self._outbox_bytes > self._max_bytes:
+            self.close_slow()
+            return
+        self._wake.set()
+
+    def push_message(self, room, seq, text):
+        """Queue a message.new frame unless this device was already sent that seq."""
+        if self._hold_all or room in self._held:
+            self._held.setdefault(room, []).append((seq, text))
+            self._count(text)
+            if self._outbox_bytes > self._max_bytes:
+                self.close_slow()
+        elif seq > self._seen.get(room, 0):
+            self._seen[room] = seq
+            self.push(text)
+
+    def hold(self, rooms=None):
+        """Hold live messages of these rooms (None: all) until `release`.
+
+        A new device holds everything until its first frame, so that a
+        `resume` sent first can be answered before any live message and the
+        device still sees each room's seq strictly increasing.
+        """
+        if rooms is None:
+            self._hold_all = True
+        else:
+            for room in rooms:
+                self._held.setdefault(room, [])
+
+    def release(self, replays=None):
+        """Send each replay, then the live messages held meanwhile, in seq order.
+
+        `replays` maps a room to (the seq the client saw last, [(seq, frame)]).
+        """
+        replays = replays or {}
+        held, self._held = self._held, {}
+        self._hold_all = False
+        for room in replays.keys() | held.keys():
+            after, replay = replays.get(room, (0, ()))
+            if room in replays:
+                # The client asked from `after`; what this connection already
+                # carried it has, so never go back behind that.
+                self._seen[room] = max(after, self._seen.get(room, 0))
+            frames = held.get(room, ())
+            for _, text in frames:
+                self._count(text, -1)
+            for seq, text in (*replay, *frames):
+                self.push_message(room, seq, text)
+
+    def _count(self, text, sign=1):
+        self._outbox_bytes += sign * len(text)
+
+    def close_slow(self):
+        """Close with 4008: the device fell behind and no frame may be dropped."""
+        if self.closed:
+            return
+        self.close(SLOW_CLOSE_CODE)
+        if self._on_closed_slow is not None:
+            self._on_closed_slow(self)
+
+    def close(self, code=1000):
+        """Stop writing and close the socket with this code."""
+        if self.closed:
+            return
+        self.closed = True
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        self._writer.cancel()
+        # A socket that stopped reading may never take the close frame either;
+        # the server's own ping time-out reaps it then.
+        asyncio.get_running_loop().create_task(self._send_close(code))
+
+    def detach(self):
+        """Forget the device without sending anything: its socket is gone."""
+        self.closed = True
+        self._outbox.clear()
+        self._writer.cancel()
+
+    async def _send_close(self, code):
+        try:
+            await asyncio.wait_for(self._send({"type": "websocket.close", "code": code}), 5)
+        except Exception:
+            logger.debug("close of device %s not sent", self.channel, exc_info=True)
+
+    async def _write(self):
+        outbox, wake, pause = self._outbox, self._wake, self._pause
+        send = self._send
+        try:
+            while True:
+                if not outbox:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if pause is not None and not pause.flowing.is_set():
+                    await pause.flowing.wait()
+                    continue
+                text = outbox.popleft()
+                self._outbox_bytes -= len(text)
+                await send({"type": "websocket.send", "text": text})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The connection is gone; the consumer's disconnect handler detaches us.
+            logger.debug("writer of device %s stopped", self.channel, exc_info=True)
+            self.closed = True

@@ -1,0 +1,190 @@
+"""Level 1: one PUBLISH per event, and one subscriber per worker and shard.
+
+Written here rather than taken from channels-redis because its layers tie
+delivery to per-channel queues or per-group subscriptions; ours publishes
+one envelope per event to a channel every worker listens on, and lets each
+worker pick its own devices (see `local`). Connections, parsing (hiredis)
+and pub/sub are redis-py's.
+
+Rooms map to shards by a stable hash, so one room's events always share one
+Redis server and keep their order there; every worker subscribes to every
+shard.
+"""
+
+import asyncio
+import logging
+import random
+
+import redis
+import redis.asyncio as aioredis
+
+from . import envelope
+
+logger = logging.getLogger(__name__)
+
+
+class RedisLink:
+    """Publish envelopes to the shards and feed every subscribed one to `receive`."""
+
+    def __init__(
+        self,
+        *,
+        urls,
+        prefix,
+        worker_id,
+        receive,
+        on_resubscribed,
+        counters,
+        health_check_interval=10,
+        socket_timeout=5,
+    ):
+        self.urls = urls
+        self.prefix = prefix
+        self.fanout_channel = f"{prefix}:fanout"
+        self.worker_channel = f"{prefix}:worker:{worker_id}"
+        self._receive = receive
+        self._on_resubscribed = on_resubscribed
+        self.counters = counters
+        # Publishes are short commands: a dead server must fail them quickly.
+        self._sync = [
+            redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, health_check_interval=health_check_interval
+            )
+            for url in urls
+        ]
+        self._async = [
+            aioredis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=health_check_interval,
+            )
+            for url in urls
+        ]
+        self._health_check_interval = health_check_interval
+        self._socket_timeout = socket_timeout
+        self._names = [set() for _ in urls]  # extra subscriptions per shard
+        self._pubsubs = [None] * len(urls)
+        self._tasks = []
+        self.up = [False] * len(urls)
+
+    # Which shard
+
+    def shard_of(self, key):
+        return envelope.shard_of(key, len(self.urls))
+
+    # Publishing
+
+    def publish(self, key, data, channel=None):
+        """PUBLISH from the calling thread (the one that committed): False on failure."""
+        shard = self.shard_of(key)
+        try:
+            self._sync[shard].publish(channel or self.fanout_channel, data)
+        except redis.RedisError:
+            self.counters["publish_errors"] += 1
+            logger.warning("publish to shard %s failed; devices will recover by resume", shard)
+            return False
+        self.counters["published"] += 1
+        return True
+
+    async def apublish(self, key, data, channel=None):
+        """PUBLISH from the event loop, for the Channels layer's own send and group_send."""
+        shard = self.shard_of(key)
+        try:
+            await self._async[shard].publish(channel or self.fanout_channel, data)
+        except redis.RedisError:
+            self.counters["publish_errors"] += 1
+            logger.warning("publish to shard %s failed", shard)
+            return False
+        self.counters["published"] += 1
+        return True
+
+    # Subscribing
+
+    def start(self):
+        """Start one subscriber task per shard on the running loop."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._subscribe_forever(i)) for i in range(len(self.urls))]
+
+    async def subscribe(self, key, name):
+        """Also listen to `name` (a group's or a channel's) on the shard of `key`."""
+        shard = self.shard_of(key)
+        self._names[shard].add(name)
+        pubsub = self._pubsubs[shard]
+        if pubsub is not None:
+            try:
+                await pubsub.subscribe(name)
+            except redis.RedisError:
+                pass  # the reconnect subscribes it again
+
+    async def unsubscribe(self, key, name):
+        shard = self.shard_of(key)
+        self._names[shard].discard(name)
+        pubsub = self._pubsubs[shard]
+        if pubsub is not None:
+            try:
+                await pubsub.unsubscribe(name)
+            except redis.RedisError:
+                pass
+
+    async def _subscribe_forever(self, shard):
+        delay = 0.1
+        first = True
+        while True:
+            pubsub = self._async[shard].pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.fanout_channel, self.worker_channel, *self._names[shard])
+                self._pubsubs[shard] = pubsub
+                self.up[shard] = True
+                delay = 0.1
+                if not first:
+                    self.counters["reconnects"] += 1
+                    logger.warning("Redis shard %s is back; catching up", shard)
+                    self._on_resubscribed()
+                first = False
+                await self._read(pubsub)
+            except asyncio.CancelledError:
+                await pubsub.aclose()
+                raise
+            except (redis.RedisError, OSError):
+                if self.up[shard]:
+                    logger.warning("Redis shard %s lost; reconnecting", shard)
+                first = False
+            finally:
+                self.up[shard] = False
+                self._pubsubs[shard] = None
+            try:
+                await pubsub.aclose()
+            except Exception:
+                pass
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    async def _read(self, pubsub):
+        receive = self._receive
+        while True:
+            # A bounded wait: an idle link still runs redis-py's health checks.
+            message = await pubsub.get_message(timeout=self._health_check_interval)
+            if message is not None and message["type"] == "message":
+                try:
+                    receive(message["data"])
+                except Exception:
+                    logger.exception("could not deliver an envelope")
+
+    def ping(self):
+        """Whether each shard answers now (for the health endpoint)."""
+        states = []
+        for client in self._sync:
+            try:
+                states.append(bool(client.ping()))
+            except redis.RedisError:
+                states.append(False)
+        return states
+
+    async def aclose(self):
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        for client in self._async:
+            await client.aclose()
