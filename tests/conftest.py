@@ -23,3 +23,26 @@ def bob(make_user):
 @pytest.fixture
 def charlie(make_user):
     return make_user("charlie")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The real hasher is slow on purpose; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server; skipped only where none is installed and CI did not ask for it."""
+    import os
+
+    from tests.live import PostgresServer
+
+    server = PostgresServer()
+    if not server.available:
+        if os.environ.get("CHAT_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required here but not installed")
+        pytest.skip("PostgreSQL is not installed")
+    server.start()
+    yield server.url
+    server.stop()

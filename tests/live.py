@@ -1,0 +1,297 @@
+"""Real processes for tests: a redis-server, and daphne workers on one database.
+
+Every process is started on a free loopback port and stopped by pid. Waits
+poll for the event with a deadline; nothing sleeps for a fixed time.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=15.0, what="condition"):
+    """Poll predicate until it is true; fail with `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RedisServer:
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: port_open(self.port), what=f"redis-server on {self.port}")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        wait_for(lambda: not port_open(self.port), what="redis-server to stop")
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+class Worker:
+    def __init__(self, env, port=None, server="daphne"):
+        self.env = env
+        self.port = port or free_port()
+        self.server = server
+        self.proc = None
+
+    @property
+    def http(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    def start(self):
+        if self.server == "uvicorn":
+            cmd = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+                   "chatproject.asgi:application"]
+        else:
+            cmd = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(self.healthy, timeout=30, what=f"worker on {self.port}")
+        return self
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited: {self.proc.stderr.read().decode()[-2000:]}")
+        with urllib.request.urlopen(f"{self.http}/health/", timeout=2) as response:
+            return response.status == 200
+
+    def health(self):
+        try:
+            with urllib.request.urlopen(f"{self.http}/health/", timeout=2) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read())
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+class Service:
+    """A database, optionally a redis-server, and several workers sharing them."""
+
+    def __init__(self, workdir, *, workers=2, redis=True, extra_env=None, server="daphne"):
+        self.workdir = Path(workdir)
+        self.redis = RedisServer(self.workdir / "redis") if redis else None
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "DATABASE_URL": f"sqlite:///{self.workdir / 'db.sqlite3'}",
+                "CHAT_RATE_LIMITS": "0",
+                "DJANGO_DEBUG": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self.env.pop("REDIS_URL", None)
+        self.env.update(extra_env or {})
+        self.n_workers = workers
+        self.server = server
+        self.workers = []
+
+    def start(self):
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.redis:
+            self.redis.start()
+            self.env["REDIS_URL"] = self.redis.url
+        self.manage("migrate", "-v0")
+        self.workers = [Worker(self.env, server=self.server).start() for _ in range(self.n_workers)]
+        return self
+
+    def stop(self):
+        for worker in self.workers:
+            worker.stop()
+        if self.redis:
+            self.redis.stop()
+
+    def manage(self, *args):
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        return result.stdout
+
+    def seed(self, count, prefix, room=None):
+        args = ["seed_users", "--count", str(count), "--prefix", prefix]
+        if room:
+            args += ["--room", room]
+        return json.loads(self.manage(*args))
+
+    def api(self, method, path, token, body=None, worker=0):
+        """Call the HTTP API; return (status, parsed JSON or None)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.workers[worker].http + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                return error.code, json.loads(raw)
+            except ValueError:
+                return error.code, None
+
+
+class Device:
+    """A WebSocket client with frame waiting helpers."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.frames = []
+
+    @classmethod
+    async def connect(cls, worker, token, *, start_live=True, **kwargs):
+        ws = await websockets.connect(
+            worker.ws_url, additional_headers={"Authorization": f"Token {token}"}, compression=None, **kwargs
+        )
+        device = cls(ws)
+        device.hello = await device.next_frame("hello")
+        if start_live:
+            await device.send({"type": "ping"})
+            await device.next_frame("pong")
+        return device
+
+    async def send(self, frame):
+        await self.ws.send(json.dumps(frame))
+
+    async def next_frame(self, kind=None, timeout=10.0):
+        """The next frame of this type (others are kept in self.frames)."""
+        async def read():
+            while True:
+                frame = json.loads(await self.ws.recv())
+                self.frames.append(frame)
+                if kind is None or frame.get("type") == kind:
+                    return frame
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def collect(self, kind, count, timeout=10.0):
+        """Wait until `count` frames of this type have arrived in total; return them."""
+        async def read():
+            while sum(1 for f in self.frames if f.get("type") == kind) < count:
+                self.frames.append(json.loads(await self.ws.recv()))
+
+        await asyncio.wait_for(read(), timeout)
+        return [f for f in self.frames if f.get("type") == kind]
+
+    async def close(self):
+        await self.ws.close()
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster on a free loopback port (trust auth)."""
+
+    def __init__(self):
+        # Not under pytest's private temp folder: the postgres user must reach it.
+        self.workdir = None
+        self.port = free_port()
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        self.bindir = bins[-1].parent if bins else None
+        # PostgreSQL will not run as root: run it as its own system user then.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    @property
+    def available(self):
+        return self.bindir is not None
+
+    @property
+    def url(self):
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd):
+        subprocess.run([*self.as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="chat-pg-"))
+        if self.as_user:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        data = self.workdir / "data"
+        self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.workdir / "log"), "-w", "start",
+            "-o", f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off",
+        )
+        return self
+
+    def stop(self):
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.workdir, ignore_errors=True)
