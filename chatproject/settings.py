@@ -176,6 +176,9 @@ CHANNEL_LAYERS = {
             "hosts": env_list("REDIS_URL", ""),
             "members": "chat.selectors.room_member_ids",
             "backfill": "chat.selectors.room_events_after",
+            # A device further behind than this is closed with 4008.
+            "device_max_frames": int(os.environ.get("CHAT_DEVICE_MAX_FRAMES", "1000")),
+            "device_max_bytes": int(os.environ.get("CHAT_DEVICE_MAX_BYTES", str(1024 * 1024))),
         },
     }
 }
