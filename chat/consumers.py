@@ -16,6 +16,7 @@ from django.conf import settings
 
 from . import events, selectors, services
 from .errors import ChatError, Invalid
+from .fanout.devices import FLOW_SCOPE_KEY
 from .ratelimit import SlidingWindow
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.send_rate = SlidingWindow(settings.CHAT_DEVICE_MESSAGE_RATE)
         self.typing_rate = SlidingWindow(settings.CHAT_DEVICE_TYPING_RATE)
         self.device = await self.channel_layer.attach_device(
-            user_id=self.user.pk, channel=self.channel_name, send=self.base_send
+            user_id=self.user.pk, channel=self.channel_name, send=self.base_send, flow=self.scope.get(FLOW_SCOPE_KEY)
         )
         rooms = await database_sync_to_async(selectors.room_summaries)(self.user)
         self.device.push(dumps({"type": "hello", "user": events.user_data(self.user), "rooms": rooms}))

@@ -44,6 +44,11 @@ def wait_for(predicate, timeout=15.0, what="condition"):
         time.sleep(0.02)
 
 
+async def eventually(predicate, timeout=15.0, what="condition"):
+    """`wait_for` for async tests: polls in a thread, so the event loop keeps serving sockets."""
+    await asyncio.to_thread(wait_for, predicate, timeout, what)
+
+
 def port_open(port):
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -295,3 +300,41 @@ class PostgresServer:
     def stop(self):
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class StalledDevice:
+    """A device that completes the handshake and then never reads a byte."""
+
+    def __init__(self, worker, token):
+        self.sock = socket.socket()
+        # A tiny receive window, so the server's buffers fill as in real life, only sooner.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", worker.port))
+        self.sock.sendall(
+            (
+                "GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Token {token}\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # Open the live stream (the server holds it until a first frame), then stop reading.
+        self.sock.sendall(bytes([0x81, 0x80 | 15]) + b"\0\0\0\0" + b'{"type":"ping"}')
+
+    def connection_ended(self):
+        """Read what is left; True once the server has closed or dropped the connection."""
+        self.sock.settimeout(0.5)
+        try:
+            while True:
+                if not self.sock.recv(1 << 20):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()

@@ -25,47 +25,80 @@ SLOW_CLOSE_CODE = 4008
 
 
 class _PauseSignal:
-    """A Twisted IPushProducer that only records whether the socket keeps up."""
+    """A Twisted push producer that records whether the socket keeps up.
 
-    def __init__(self):
+    It stands in for the producer already registered on the transport (the
+    HTTP channel the WebSocket was upgraded from) and passes every call on
+    to it, so Twisted's own flow control is unchanged.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
         self.flowing = asyncio.Event()
         self.flowing.set()
 
     def pauseProducing(self):  # noqa: N802 (Twisted's interface)
         self.flowing.clear()
+        if self.inner is not None:
+            self.inner.pauseProducing()
 
     def resumeProducing(self):  # noqa: N802
         self.flowing.set()
+        if self.inner is not None:
+            self.inner.resumeProducing()
 
     def stopProducing(self):  # noqa: N802
         self.flowing.set()
+        if self.inner is not None:
+            self.inner.stopProducing()
 
 
 def _watch_daphne_buffer(send):
     """Return a pause signal for a daphne connection, or None for other servers.
 
     daphne hands each application `partial(server.handle_reply, protocol)`;
-    the protocol is autobahn's, whose registerProducer is public API.
+    its protocol's transport is a Twisted one, which takes a push producer
+    and pauses it while more than 64 KiB wait to be written.
     """
     if not isinstance(send, partial) or not send.args:
         return None
-    protocol = send.args[0]
-    register = getattr(protocol, "registerProducer", None)
-    if register is None or getattr(getattr(protocol, "transport", None), "producer", None) is not None:
+    transport = getattr(send.args[0], "transport", None)
+    if transport is None or not hasattr(transport, "registerProducer"):
         return None
-    signal = _PauseSignal()
+    signal = _PauseSignal(getattr(transport, "producer", None))
     try:
-        register(signal, True)
+        if signal.inner is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(signal, True)
     except Exception:  # a transport that takes no producer: fall back to plain sends
         logger.debug("daphne connection refused a producer", exc_info=True)
         return None
     return signal
 
 
+FLOW_SCOPE_KEY = "chat.flow"
+
+
+class FlowControlMiddleware:
+    """Put the server connection's pause signal in the scope, as `chat.flow`.
+
+    It must wrap the application outermost: middleware further in (Channels'
+    sessions) wrap `send`, hiding the server's own callable.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            scope = dict(scope, **{FLOW_SCOPE_KEY: _watch_daphne_buffer(send)})
+        return await self.app(scope, receive, send)
+
+
 class Device:
     """The outbound side of one WebSocket connection."""
 
-    def __init__(self, *, user_id, channel, send, max_frames, max_bytes, on_closed_slow=None):
+    def __init__(self, *, user_id, channel, send, max_frames, max_bytes, flow=None, on_closed_slow=None):
         self.user_id = user_id
         self.channel = channel
         self.closed = False
@@ -76,7 +109,7 @@ class Device:
         self._outbox = deque()
         self._outbox_bytes = 0
         self._wake = asyncio.Event()
-        self._pause = _watch_daphne_buffer(send)
+        self._pause = flow
         # Per room: the highest seq this device was sent as message.new.
         self._seen = {}
         # Per room being resumed: live (seq, frame) held until the replay is out.

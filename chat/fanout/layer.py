@@ -149,10 +149,15 @@ class FanoutChannelLayer(BaseChannelLayer):
 
     # Devices
 
-    async def attach_device(self, *, user_id, channel, send):
-        """Register a device connection; live messages are held until `release`."""
+    async def attach_device(self, *, user_id, channel, send, flow=None):
+        """Register a device connection; live messages are held until `release`.
+
+        `flow` is the server's pause signal for the socket, if it has one.
+        """
         self._bind()
-        device = Device(user_id=user_id, channel=channel, send=send, on_closed_slow=self._count_slow, **self._device_limits)
+        device = Device(
+            user_id=user_id, channel=channel, send=send, flow=flow, on_closed_slow=self._count_slow, **self._device_limits
+        )
         device.hold()
         self.local.attach(device)
         return device
