@@ -195,7 +195,11 @@ def post_message(*, room_id, sender, body, client_id=None, device=None):
     if room is None or not Membership.objects.filter(room_id=room_id, user_id=sender.pk).exists():
         raise NotMember("Not a member of this room.")
     if client_id is not None:
-        first = Message.objects.filter(room_id=room_id, sender_id=sender.pk, client_id=client_id).first()
+        first = (
+            Message.objects.select_related("sender")
+            .filter(room_id=room_id, sender_id=sender.pk, client_id=client_id)
+            .first()
+        )
         if first is not None:
             return first, False
     seq = room.last_seq + 1

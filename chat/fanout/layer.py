@@ -75,6 +75,9 @@ class FanoutChannelLayer(BaseChannelLayer):
             self._loop = asyncio.get_running_loop()
             if self._link is not None:
                 self._link.start()
+        elif self._link is None:
+            # In-process delivery follows the running loop (tests run one loop each).
+            self._loop = asyncio.get_running_loop()
 
     # Sends to rooms and users (any thread; the services call them after commit)
 
@@ -264,8 +267,8 @@ class FanoutChannelLayer(BaseChannelLayer):
         await self._link.apublish(name, data, channel=name)
 
     async def flush(self):
-        self.local.queues.clear()
-        self.local.groups.clear()
+        """Forget every local channel, group, device and room position."""
+        self.local.reset()
         self._member_cache.clear()
 
     async def close(self):

@@ -96,12 +96,17 @@ class LocalDelivery:
     """This process's devices, channels and groups, and delivery to them."""
 
     def __init__(self, *, backfill, capacity, counters):
+        self.capacity = capacity
+        self.counters = counters
+        self._backfill = backfill
+        self.reset()
+
+    def reset(self):
+        """Forget every device, channel, group and room position."""
         self.devices_by_user = defaultdict(set)
         self.queues = {}  # channel name -> asyncio.Queue
         self.groups = defaultdict(set)  # group name -> channel names
-        self.capacity = capacity
-        self.counters = counters
-        self.order = RoomOrder(deliver=self._deliver_message, backfill=backfill)
+        self.order = RoomOrder(deliver=self.deliver_message, backfill=self._backfill)
 
     # Devices
 
@@ -135,7 +140,7 @@ class LocalDelivery:
             for channel in tuple(self.groups.get(env["g"], ())):
                 self.put(channel, env["m"])
 
-    def _deliver_message(self, room, seq, targets, exclude, frame):
+    def deliver_message(self, room, seq, targets, exclude, frame):
         delivered = 0
         devices_by_user = self.devices_by_user
         for uid in targets:
