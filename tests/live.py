@@ -88,10 +88,11 @@ class RedisServer:
 
 
 class Worker:
-    def __init__(self, env, port=None, server="daphne"):
+    def __init__(self, env, port=None, server="daphne", args=()):
         self.env = env
         self.port = port or free_port()
         self.server = server
+        self.args = list(args)
         self.proc = None
 
     @property
@@ -105,9 +106,10 @@ class Worker:
     def start(self):
         if self.server == "uvicorn":
             cmd = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-                   "chatproject.asgi:application"]
+                   *self.args, "chatproject.asgi:application"]
         else:
-            cmd = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application"]
+            cmd = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args,
+                   "chatproject.asgi:application"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(self.healthy, timeout=30, what=f"worker on {self.port}")
         return self
@@ -148,9 +150,10 @@ class Worker:
 class Service:
     """A database, optionally a redis-server, and several workers sharing them."""
 
-    def __init__(self, workdir, *, workers=2, redis=True, extra_env=None, server="daphne"):
+    def __init__(self, workdir, *, workers=2, redis=True, shards=1, extra_env=None, server="daphne", server_args=()):
         self.workdir = Path(workdir)
-        self.redis = RedisServer(self.workdir / "redis") if redis else None
+        self.shards = [RedisServer(self.workdir / f"redis{i}") for i in range(shards)] if redis else []
+        self.redis = self.shards[0] if redis else None
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -164,22 +167,26 @@ class Service:
         self.env.update(extra_env or {})
         self.n_workers = workers
         self.server = server
+        self.server_args = list(server_args)
         self.workers = []
 
     def start(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.redis:
-            self.redis.start()
-            self.env["REDIS_URL"] = self.redis.url
+        for shard in self.shards:
+            shard.start()
+        if self.shards:
+            self.env["REDIS_URL"] = ",".join(shard.url for shard in self.shards)
         self.manage("migrate", "-v0")
-        self.workers = [Worker(self.env, server=self.server).start() for _ in range(self.n_workers)]
+        self.workers = [
+            Worker(self.env, server=self.server, args=self.server_args).start() for _ in range(self.n_workers)
+        ]
         return self
 
     def stop(self):
         for worker in self.workers:
             worker.stop()
-        if self.redis:
-            self.redis.stop()
+        for shard in self.shards:
+            shard.stop()
 
     def manage(self, *args):
         result = subprocess.run(
