@@ -25,7 +25,7 @@ UNAUTHENTICATED = 4001
 TOO_BIG = 1009
 # A device that sends nothing still gets live messages after this long.
 LIVE_AFTER_SECONDS = 1.0
-RESUME_BATCH = 500
+RESUME_PAGE = 200
 
 
 def dumps(frame):
@@ -131,32 +131,28 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 raise Invalid("rooms must map room ids to non-negative integers.", field="rooms")
             wanted[int(key)] = seq
         self.device.hold(wanted)
-        replays = {}
         try:
-            replays = await database_sync_to_async(self.read_replays)(wanted)
+            for room, after in wanted.items():
+                await self.replay_room(room, after)
         finally:
-            self.device.release(replays)
-        for room in wanted.keys() - replays.keys():
-            self.refuse("not_member", f"Not a member of room {room}.")
+            self.device.release()
         self.reply({"type": "resume.done"})
 
-    def read_replays(self, wanted):
-        replays = {}
-        for room, after in wanted.items():
-            try:
-                selectors.access_membership(user=self.user, room_id=room)
-            except ChatError:
-                continue
-            frames = []
-            cursor = after
-            while True:
-                page, more = selectors.messages_page(room_id=room, after=cursor, limit=RESUME_BATCH)
-                frames += [(m.seq, dumps(events.message_new(m))) for m in page]
-                if not more:
-                    break
-                cursor = page[-1].seq
-            replays[room] = (after, frames)
-        return replays
+    async def replay_room(self, room, after):
+        """Send the room's messages after `after`, page by page, paced by the device."""
+        try:
+            await database_sync_to_async(selectors.access_membership)(user=self.user, room_id=room)
+        except ChatError:
+            return self.refuse("not_member", f"Not a member of room {room}.")
+        cursor = after
+        while not self.device.closed:
+            page, more = await database_sync_to_async(selectors.messages_page)(
+                room_id=room, after=cursor, limit=RESUME_PAGE
+            )
+            await self.device.replay(room, after, [(m.seq, dumps(events.message_new(m))) for m in page])
+            if not more:
+                return
+            cursor = page[-1].seq
 
     handlers = {
         "ping": on_ping,

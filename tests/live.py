@@ -37,8 +37,8 @@ def wait_for(predicate, timeout=15.0, what="condition"):
         try:
             if predicate():
                 return
-        except Exception:
-            pass
+        except (OSError, ValueError, KeyError):
+            pass  # not up yet; anything else is a real failure
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.02)

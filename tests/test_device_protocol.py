@@ -218,6 +218,27 @@ async def test_a_message_sent_during_a_resume_arrives_once_and_after_the_replay(
     await bobs.disconnect()
 
 
+async def test_a_long_absence_is_replayed_in_full_without_being_taken_for_a_slow_device(alice, bob, lobby, settings):
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": {
+            **settings.CHANNEL_LAYERS["default"]["CONFIG"], "device_max_frames": 50}}
+    }
+    channel_layers.backends.pop("default", None)
+    await sync_to_async(lambda: [services.post_message(room_id=lobby.pk, sender=alice, body=str(i)) for i in range(300)])()
+    device = await connect(bob, start_live=False)
+    await device.send_json_to({"type": "resume", "rooms": {str(lobby.pk): 0}})
+    seqs = []
+    while True:
+        frame = await device.receive_json_from()
+        if frame["type"] == "resume.done":
+            break
+        seqs.append(frame["message"]["seq"])
+    assert seqs == list(range(1, 301))
+    await device.disconnect()
+
+
 async def test_resume_of_a_room_charlie_is_not_in_is_refused_and_replays_nothing(alice, charlie, lobby):
     await post(room_id=lobby.pk, sender=alice, body="private")
     device = await connect(charlie)

@@ -93,7 +93,8 @@ async def test_live_messages_wait_behind_a_resume_and_come_after_it_in_order():
     d.hold()  # as the layer does for a new connection
     d.push_message(7, 5, "s5")  # live, arrives while the replay is read
     d.push_message(7, 6, "s6")
-    d.release({7: (2, [(3, "s3"), (4, "s4"), (5, "s5")])})
+    await d.replay(7, 2, [(3, "s3"), (4, "s4"), (5, "s5")])
+    d.release()
     await socket.wait_for(lambda: len(socket.frames) == 4)
     assert socket.frames == ["s3", "s4", "s5", "s6"]
 
@@ -104,9 +105,21 @@ async def test_a_second_resume_never_goes_back_behind_what_this_connection_carri
     d.release()
     d.push_message(7, 5, "s5")
     d.hold([7])
-    d.release({7: (1, [(2, "s2"), (5, "s5"), (6, "s6")])})
+    await d.replay(7, 1, [(2, "s2"), (5, "s5"), (6, "s6")])
+    d.release()
     await socket.wait_for(lambda: len(socket.frames) == 2)
     assert socket.frames == ["s5", "s6"]
+
+
+async def test_a_replay_longer_than_the_outbox_is_paced_not_closed():
+    socket = Socket()
+    d = device(socket, max_frames=10)
+    d.hold()
+    await d.replay(7, 0, [(seq, f"s{seq}") for seq in range(1, 101)])
+    d.release()
+    await socket.wait_for(lambda: len(socket.frames) == 100)
+    assert not d.closed and socket.closed_with is None
+    assert socket.frames == [f"s{seq}" for seq in range(1, 101)]
 
 
 class Recorder:

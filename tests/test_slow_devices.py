@@ -20,6 +20,9 @@ def service(request, tmp_path):
         tmp_path,
         workers=2,
         server=request.param,
+        # Short server pings, so the stalled connection's end comes soon after its 4008.
+        server_args=["--ws-ping-interval", "2", "--ws-ping-timeout", "2"] if request.param == "uvicorn"
+        else ["--ping-interval", "2", "--ping-timeout", "2"],
         extra_env={"CHAT_DEVICE_MAX_FRAMES": "100", "CHAT_DEVICE_MAX_BYTES": str(256 * 1024)},
     ).start()
     yield service

@@ -109,6 +109,7 @@ class Device:
         self._outbox = deque()
         self._outbox_bytes = 0
         self._wake = asyncio.Event()
+        self._emptied = asyncio.Event()
         self._pause = flow
         # Per room: the highest seq this device was sent as message.new.
         self._seen = {}
@@ -152,25 +153,35 @@ class Device:
             for room in rooms:
                 self._held.setdefault(room, [])
 
-    def release(self, replays=None):
-        """Send each replay, then the live messages held meanwhile, in seq order.
+    async def replay(self, room, after_seq, frames):
+        """Send missed (seq, frame) of a held room, ahead of its held live messages.
 
-        `replays` maps a room to (the seq the client saw last, [(seq, frame)]).
+        The client saw up to `after_seq`; what this connection already carried
+        it has too, so a replay never goes back behind that. A long replay is
+        paced by the writer: it never fills more than half the outbox, so a
+        long absence is not mistaken for a slow device.
         """
-        replays = replays or {}
+        self._seen[room] = max(after_seq, self._seen.get(room, 0))
+        for seq, text in frames:
+            if seq <= self._seen[room]:
+                continue
+            while not self.closed and self._half_full():
+                self._emptied.clear()
+                await self._emptied.wait()
+            self._seen[room] = seq
+            self.push(text)
+
+    def release(self):
+        """Send the live messages held so far, in seq order, and stop holding."""
         held, self._held = self._held, {}
         self._hold_all = False
-        for room in replays.keys() | held.keys():
-            after, replay = replays.get(room, (0, ()))
-            if room in replays:
-                # The client asked from `after`; what this connection already
-                # carried it has, so never go back behind that.
-                self._seen[room] = max(after, self._seen.get(room, 0))
-            frames = held.get(room, ())
-            for _, text in frames:
+        for room, frames in held.items():
+            for seq, text in frames:
                 self._count(text, -1)
-            for seq, text in (*replay, *frames):
                 self.push_message(room, seq, text)
+
+    def _half_full(self):
+        return len(self._outbox) * 2 > self._max_frames or self._outbox_bytes * 2 > self._max_bytes
 
     def _count(self, text, sign=1):
         self._outbox_bytes += sign * len(text)
@@ -190,6 +201,7 @@ class Device:
         self.closed = True
         self._outbox.clear()
         self._outbox_bytes = 0
+        self._emptied.set()
         self._writer.cancel()
         # A socket that stopped reading may never take the close frame either;
         # the server's own ping time-out reaps it then.
@@ -199,6 +211,7 @@ class Device:
         """Forget the device without sending anything: its socket is gone."""
         self.closed = True
         self._outbox.clear()
+        self._emptied.set()
         self._writer.cancel()
 
     async def _send_close(self, code):
@@ -213,6 +226,7 @@ class Device:
         try:
             while True:
                 if not outbox:
+                    self._emptied.set()
                     wake.clear()
                     await wake.wait()
                     continue

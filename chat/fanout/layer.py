@@ -178,12 +178,15 @@ class FanoutChannelLayer(BaseChannelLayer):
         """Which of these users have a device connected to this process."""
         return self.local.online(user_ids)
 
-    def stats(self):
+    async def stats(self):
         """Counters and the state of the Redis link, for the health endpoint."""
+        self._bind()
         state = {"redis": "off", "counters": dict(self.counters)}
         state["devices"] = sum(len(d) for d in self.local.devices_by_user.values())
         if self._link is not None:
-            shards = self._link.ping()
+            # Up means answering and subscribed: only then does delivery work.
+            answers = await self._link.ping()
+            shards = [ok and subscribed for ok, subscribed in zip(answers, self._link.up)]
             state["redis"] = "up" if all(shards) else "down"
             state["shards"] = shards
         return state

@@ -172,13 +172,13 @@ class RedisLink:
                 except Exception:
                     logger.exception("could not deliver an envelope")
 
-    def ping(self):
+    async def ping(self):
         """Whether each shard answers now (for the health endpoint)."""
         states = []
-        for client in self._sync:
+        for client in self._async:
             try:
-                states.append(bool(client.ping()))
-            except redis.RedisError:
+                states.append(bool(await asyncio.wait_for(client.ping(), 2)))
+            except (redis.RedisError, OSError, asyncio.TimeoutError):
                 states.append(False)
         return states
 
