@@ -88,3 +88,35 @@ def search_users(*, prefix, limit=20):
         .order_by("username")
         .only("id", "username")[:limit]
     )
+
+
+def access_owned_room(*, user, room_id):
+    """Return the membership if the user is the room's owner; NotAllowed for other members."""
+    membership = access_membership(user=user, room_id=room_id)
+    if membership.role != Membership.Role.OWNER:
+        raise NotAllowed("Only the room's owner may do this.")
+    return membership
+
+
+def access_member_removal(*, user, room_id, user_id):
+    """Return the caller's membership if it may remove that user from the room.
+
+    Any member may leave; the owner and admins may remove others, but nobody
+    removes the owner. The pair of a direct room never changes: a direct room left
+    behind could not be found again by the one who left.
+    """
+    membership = access_membership(user=user, room_id=room_id)
+    if membership.room.kind == Room.Kind.DIRECT:
+        raise NotAllowed("Members of a direct room cannot change.")
+    if user_id == user.pk:
+        return membership
+    if not membership.can_manage:
+        raise NotAllowed("Only the room's owner or admins may remove other members.")
+    if Membership.objects.filter(room_id=room_id, user_id=user_id, role=Membership.Role.OWNER).exists():
+        raise NotAllowed("The owner can leave the room but not be removed.")
+    return membership
+
+
+def room_members(*, room_id):
+    """The room's memberships with their users, by username."""
+    return Membership.objects.filter(room_id=room_id).select_related("user").order_by("user__username", "user_id")
