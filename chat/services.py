@@ -52,12 +52,12 @@ def clean_name(name):
     return name
 
 
-def _existing_user_ids(user_ids):
+def _existing_user_ids(user_ids, *, field):
     wanted = set(user_ids)
     found = set(get_user_model().objects.filter(pk__in=wanted, is_active=True).values_list("pk", flat=True))
     if wanted - found:
         missing = ", ".join(str(i) for i in sorted(wanted - found)[:10])
-        raise Invalid(f"Unknown user ids: {missing}.", field="users")
+        raise Invalid(f"Unknown user ids: {missing}.", field=field)
     return found
 
 
@@ -82,7 +82,7 @@ def create_group_room(*, creator, name, member_ids=()):
     name = clean_name(name)
     if not name:
         raise Invalid("name must not be empty.", field="name")
-    others = _existing_user_ids(set(member_ids) - {creator.pk})
+    others = _existing_user_ids(set(member_ids) - {creator.pk}, field="members")
     room = Room.objects.create(name=name, kind=Room.Kind.GROUP, created_by=creator)
     memberships = [Membership(room=room, user=creator, role=Membership.Role.OWNER)]
     memberships += [Membership(room=room, user_id=uid) for uid in sorted(others)]
@@ -100,7 +100,7 @@ def get_or_create_direct_room(*, user, other_id):
     """Return (room, created): the one direct room of this pair of users."""
     if other_id == user.pk:
         raise Invalid("A direct room needs exactly one other member.", field="members")
-    _existing_user_ids({other_id})
+    _existing_user_ids({other_id}, field="members")
     key = _direct_key(user.pk, other_id)
     room = Room.objects.filter(direct_key=key).first()
     if room is not None:
@@ -127,7 +127,7 @@ def add_members(*, room, user_ids, role=Membership.Role.MEMBER):
         raise Invalid("Members of a direct room cannot change.", field="users")
     if len(user_ids) > MAX_MEMBERS_PER_CALL:
         raise Invalid(f"At most {MAX_MEMBERS_PER_CALL} users at once.", field="users")
-    wanted = _existing_user_ids(set(user_ids))
+    wanted = _existing_user_ids(set(user_ids), field="users")
     Room.objects.select_for_update().filter(pk=room.pk).first()
     already = set(Membership.objects.filter(room=room, user_id__in=wanted).values_list("user_id", flat=True))
     memberships = [Membership(room=room, user_id=uid, role=role) for uid in sorted(wanted - already)]

@@ -148,6 +148,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Proxies in front whose X-Forwarded-For may be trusted; 0: the client's own address.
+    "NUM_PROXIES": int(os.environ.get("DJANGO_NUM_PROXIES", "0")),
     "DEFAULT_THROTTLE_CLASSES": (
         ["rest_framework.throttling.UserRateThrottle", "rest_framework.throttling.AnonRateThrottle"]
         if RATE_LIMITS
@@ -168,12 +170,15 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Fan-out: REDIS_URL may list several hosts, comma-separated (one shard each).
-REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+REDIS_URLS = env_list("REDIS_URL", "")
+if REDIS_URLS:
+    # Shared by the workers, so that API throttles count across all of them.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URLS[0]}}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "chat.fanout.layer.FanoutChannelLayer",
         "CONFIG": {
-            "hosts": env_list("REDIS_URL", ""),
+            "hosts": REDIS_URLS,
             "members": "chat.selectors.room_member_ids",
             "backfill": "chat.selectors.room_events_after",
             # A device further behind than this is closed with 4008.

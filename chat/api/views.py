@@ -31,14 +31,14 @@ def validated(serializer_class, data):
     return serializer.validated_data
 
 
-def api_error(error, field_names):
+def api_error(error):
     """The DRF exception for a refusal from a selector or service."""
     if isinstance(error, NotMember):
         # 404, not 403: whether the room exists is none of a non-member's business.
         return exceptions.NotFound(error.detail)
     if isinstance(error, NotAllowed):
         return exceptions.PermissionDenied(error.detail)
-    field = field_names.get(error.field, error.field) or api_settings.NON_FIELD_ERRORS_KEY
+    field = error.field or api_settings.NON_FIELD_ERRORS_KEY
     return exceptions.ValidationError({field: [error.detail]})
 
 
@@ -47,12 +47,10 @@ class ChatView(APIView):
     # answers them alike. JSON only: the request fields are typed strictly,
     # which form data (all strings) could never satisfy.
     parser_classes = (JSONParser,)
-    # Service field name -> this view's request field name, where they differ.
-    field_names = {}
 
     def handle_exception(self, exc):
         if isinstance(exc, ChatError):
-            exc = api_error(exc, self.field_names)
+            exc = api_error(exc)
         return super().handle_exception(exc)
 
 
@@ -143,8 +141,6 @@ class UserSearchView(ChatView):
 
 class RoomListView(ChatView):
     pagination_class = ResultsPagination
-    # The services name the ids of people to add "users"; here they are "members".
-    field_names = {"users": "members"}
 
     @extend_schema(operation_id="rooms_list", responses=s.RoomSerializer(many=True))
     def get(self, request):
