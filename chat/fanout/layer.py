@@ -15,6 +15,7 @@ import json
 import uuid
 from collections import Counter
 
+import redis
 from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
@@ -23,7 +24,7 @@ from django.utils.module_loading import import_string
 from . import envelope
 from .devices import Device
 from .local import LocalDelivery
-from .redis_link import RedisLink
+from .redis_link import PRESENCE_INTERVAL, RedisLink
 
 
 class FanoutChannelLayer(BaseChannelLayer):
@@ -75,6 +76,7 @@ class FanoutChannelLayer(BaseChannelLayer):
             self._loop = asyncio.get_running_loop()
             if self._link is not None:
                 self._link.start()
+                self._loop.create_task(self._beat_presence())
         elif self._link is None:
             # In-process delivery follows the running loop (tests run one loop each).
             self._loop = asyncio.get_running_loop()
@@ -162,21 +164,37 @@ class FanoutChannelLayer(BaseChannelLayer):
             user_id=user_id, channel=channel, send=send, flow=flow, on_closed_slow=self._count_slow, **self._device_limits
         )
         device.hold()
-        self.local.attach(device)
+        if self.local.attach(device) and self._link is not None:
+            await self._link.mark_online(self.worker_id, user_id, True)
         return device
 
     def detach_device(self, device):
         device.detach()
-        self.local.detach(device)
+        self._forget(device)
         self.local.forget_channel(device.channel)
 
     def _count_slow(self, device):
         self.counters["closed_slow"] += 1
-        self.local.detach(device)
+        self._forget(device)
+
+    def _forget(self, device):
+        if self.local.detach(device) and self._link is not None:
+            self._loop.create_task(self._link.mark_online(self.worker_id, device.user_id, False))
+
+    async def _beat_presence(self):
+        while True:
+            await self._link.heartbeat(self.worker_id, list(self.local.devices_by_user))
+            await asyncio.sleep(PRESENCE_INTERVAL)
 
     def online_user_ids(self, user_ids):
-        """Which of these users have a device connected to this process."""
-        return self.local.online(user_ids)
+        """Which of these users have a device connected to any worker (call from sync code)."""
+        user_ids = list(user_ids)
+        if self._link is None:
+            return self.local.online(user_ids)
+        try:
+            return self._link.online(user_ids)
+        except redis.RedisError:
+            return self.local.online(user_ids)
 
     async def stats(self):
         """Counters and the state of the Redis link, for the health endpoint."""

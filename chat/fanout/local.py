@@ -111,14 +111,21 @@ class LocalDelivery:
     # Devices
 
     def attach(self, device):
-        self.devices_by_user[device.user_id].add(device)
+        """Add a device; True if it is its user's first here."""
+        devices = self.devices_by_user[device.user_id]
+        devices.add(device)
+        return len(devices) == 1
 
     def detach(self, device):
+        """Remove a device; True if it was its user's last here."""
         devices = self.devices_by_user.get(device.user_id)
-        if devices is not None:
-            devices.discard(device)
-            if not devices:
-                del self.devices_by_user[device.user_id]
+        if devices is None or device not in devices:
+            return False
+        devices.discard(device)
+        if not devices:
+            del self.devices_by_user[device.user_id]
+            return True
+        return False
 
     def online(self, user_ids):
         return {uid for uid in user_ids if uid in self.devices_by_user}

@@ -14,6 +14,7 @@ shard.
 import asyncio
 import logging
 import random
+import time
 
 import redis
 import redis.asyncio as aioredis
@@ -21,6 +22,8 @@ import redis.asyncio as aioredis
 from . import envelope
 
 logger = logging.getLogger(__name__)
+
+PRESENCE_INTERVAL = 10  # seconds between presence heartbeats
 
 
 class RedisLink:
@@ -181,6 +184,49 @@ class RedisLink:
             except (redis.RedisError, OSError, asyncio.TimeoutError):
                 states.append(False)
         return states
+
+    # Presence: which users have a device on some worker, for the members list.
+    # Each worker keeps a set of its users, refreshed by a heartbeat and
+    # expiring with it, so a killed worker's users go offline on their own.
+
+    def _presence_key(self, worker_id):
+        return f"{self.prefix}:presence:{worker_id}"
+
+    async def mark_online(self, worker_id, user_id, online):
+        client = self._async[0]
+        try:
+            if online:
+                await client.sadd(self._presence_key(worker_id), user_id)
+            else:
+                await client.srem(self._presence_key(worker_id), user_id)
+        except redis.RedisError:
+            pass  # the next heartbeat writes the whole set again
+
+    async def heartbeat(self, worker_id, user_ids):
+        key, ttl = self._presence_key(worker_id), 3 * PRESENCE_INTERVAL
+        try:
+            async with self._async[0].pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                if user_ids:
+                    pipe.sadd(key, *user_ids)
+                pipe.expire(key, ttl)
+                pipe.zadd(f"{self.prefix}:workers", {worker_id: time.time()})
+                pipe.zremrangebyscore(f"{self.prefix}:workers", 0, time.time() - ttl)
+                await pipe.execute()
+        except redis.RedisError:
+            pass
+
+    def online(self, user_ids):
+        """The users among these with a device on any live worker (from any thread)."""
+        client = self._sync[0]
+        workers = client.zrangebyscore(f"{self.prefix}:workers", time.time() - 3 * PRESENCE_INTERVAL, "+inf")
+        if not workers or not user_ids:
+            return set()
+        with client.pipeline(transaction=False) as pipe:
+            for worker in workers:
+                pipe.smismember(self._presence_key(worker.decode()), user_ids)
+            rows = pipe.execute()
+        return {uid for row in rows for uid, present in zip(user_ids, row) if present}
 
     async def aclose(self):
         for task in self._tasks:
