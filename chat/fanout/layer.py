@@ -56,6 +56,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         self._device_limits = {"max_frames": device_max_frames, "max_bytes": device_max_bytes}
         self.local = LocalDelivery(backfill=self._read_back, capacity=capacity, counters=self.counters)
         self._loop = None
+        self._presence = None
         self._link = None
         if hosts:
             self._link = RedisLink(
@@ -76,7 +77,7 @@ class FanoutChannelLayer(BaseChannelLayer):
             self._loop = asyncio.get_running_loop()
             if self._link is not None:
                 self._link.start()
-                self._loop.create_task(self._beat_presence())
+                self._presence = self._loop.create_task(self._beat_presence())
         elif self._link is None:
             # In-process delivery follows the running loop (tests run one loop each).
             self._loop = asyncio.get_running_loop()
@@ -293,6 +294,8 @@ class FanoutChannelLayer(BaseChannelLayer):
         self._member_cache.clear()
 
     async def close(self):
+        if self._presence is not None:
+            self._presence.cancel()
         if self._link is not None:
             await self._link.aclose()
 
