@@ -34,7 +34,9 @@ def people(server):
     return {"room": seeded["room"], "alice": alice, "bob": bob, "carol": carol}
 
 
-@pytest.fixture(scope="session")
+# Package scope: the sync API keeps an event loop running in this thread
+# until it stops, and the asyncio tests after this package need it gone.
+@pytest.fixture(scope="package")
 def browser():
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
