@@ -14,9 +14,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import events, selectors, services
-from .errors import ChatError, Invalid
-from .fanout.devices import FLOW_SCOPE_KEY
+from . import auth, events, selectors, services
+from .errors import DATABASE_UNAVAILABLE, UNAVAILABLE_DETAIL, ChatError, Invalid
+from .fanout import wire
 from .ratelimit import SlidingWindow
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ TOO_BIG = 1009
 # A device that sends nothing still gets live messages after this long.
 LIVE_AFTER_SECONDS = 1.0
 RESUME_PAGE = 200
+# Ids and seqs are bigint columns: a larger number is a malformed field, and
+# must not reach the database driver (SQLite raises OverflowError on it).
+MAX_INT = 2**63 - 1
 
 
 def dumps(frame):
@@ -34,7 +37,7 @@ def dumps(frame):
 
 def int_field(frame, name):
     value = frame.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise Invalid(f"{name} must be a non-negative integer.", field=name)
     return value
 
@@ -50,9 +53,20 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.send_rate = SlidingWindow(settings.CHAT_DEVICE_MESSAGE_RATE)
         self.typing_rate = SlidingWindow(settings.CHAT_DEVICE_TYPING_RATE)
+        credential = self.scope.get(auth.CREDENTIAL_SCOPE_KEY)
         self.device = await self.channel_layer.attach_device(
-            user_id=self.user.pk, channel=self.channel_name, send=self.base_send, flow=self.scope.get(FLOW_SCOPE_KEY)
+            user_id=self.user.pk,
+            channel=self.channel_name,
+            send=self.base_send,
+            wire=self.scope.get(wire.SCOPE_KEY),
+            credential=auth.fingerprint(credential),
         )
+        if not await database_sync_to_async(auth.credential_valid)(credential, self.user.pk):
+            # Revoked between the handshake's lookup and the attach above: the
+            # revocation found no device to close then, so close it now.
+            self.channel_layer.detach_device(self.device)
+            self.device = None
+            return await self.close(code=UNAUTHENTICATED)
         rooms = await database_sync_to_async(selectors.room_summaries)(self.user)
         self.device.push(dumps({"type": "hello", "user": events.user_data(self.user), "rooms": rooms}))
         self.live_timer = asyncio.get_running_loop().call_later(LIVE_AFTER_SECONDS, self.device.release)
@@ -78,7 +92,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             return await self.close(code=TOO_BIG)
         try:
             frame = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: arrays or objects nested thousands deep fit in 64 KiB.
             return self.refuse("invalid", "Frames must be JSON.")
         if not isinstance(frame, dict):
             return self.refuse("invalid", "A frame must be a JSON object.")
@@ -92,6 +107,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 await handler(self, frame)
         except ChatError as error:
             self.refuse(error.code, error.detail, ref)
+        except DATABASE_UNAVAILABLE as error:
+            # A locked SQLite file or a dropped connection: transient and rolled
+            # back, so nothing was stored. Say so ("unavailable": retry with the
+            # same client_id) and keep the connection, instead of crashing the
+            # consumer. database_sync_to_async ran close_old_connections after
+            # the call, which discards a broken connection; the retry reconnects.
+            logger.warning("database unavailable for a %s frame: %s", kind, error)
+            self.refuse("unavailable", UNAVAILABLE_DETAIL, ref)
         finally:
             if self.first_frame:
                 # The first frame opens the live stream (a resume has done it already).
@@ -127,9 +150,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             raise Invalid("rooms must be an object of room id to last seq seen.", field="rooms")
         wanted = {}
         for key, seq in rooms.items():
-            if not key.isdigit() or isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+            room = int(key) if key.isascii() and key.isdigit() and len(key) <= 19 else MAX_INT + 1
+            if room > MAX_INT or isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT:
                 raise Invalid("rooms must map room ids to non-negative integers.", field="rooms")
-            wanted[int(key)] = seq
+            wanted[room] = seq
         self.device.hold(wanted)
         try:
             for room, after in wanted.items():

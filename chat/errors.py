@@ -1,5 +1,7 @@
 """Refusals that the API and the WebSocket both turn into their own error shapes."""
 
+from django.db import InterfaceError, OperationalError
+
 
 class ChatError(Exception):
     """A request refused for a reason the client can act on."""
@@ -30,3 +32,13 @@ class NotAllowed(ChatError):
     """A member asked for something only the room's owner or admins may do."""
 
     code = "not_allowed"
+
+
+# Database errors that mean "not now" rather than "wrong request": a locked
+# SQLite file (past its busy timeout) or a dropped connection. The transaction
+# has rolled back, so nothing was stored; the client may retry with the same
+# client_id. The API answers 503 with Retry-After, the WebSocket an error
+# frame with code "unavailable". Any other database error stays a bug (500).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+UNAVAILABLE_DETAIL = "The service is briefly unavailable; try again."
+RETRY_AFTER_SECONDS = 1

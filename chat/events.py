@@ -67,3 +67,9 @@ def send_to_users_on_commit(user_ids, event, *, exclude=None):
     """Publish the event to every device of these users once committed."""
     layer = get_channel_layer()
     transaction.on_commit(partial(layer.publish_to_users, list(user_ids), event, exclude=exclude))
+
+
+def close_devices_on_commit(user_id, credential, code):
+    """Close the user's devices that authenticated with this credential, once committed."""
+    layer = get_channel_layer()
+    transaction.on_commit(partial(layer.close_devices, user_id, credential, code))

@@ -20,6 +20,18 @@ MAX_CLIENT_ID_CHARS = 64
 MAX_MEMBERS_PER_CALL = 1000
 
 
+def storable(text):
+    """Whether a database can store this text: no NUL (PostgreSQL refuses it) and
+    no unpaired surrogate (JSON's "\\ud800" parses to one; it has no UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def clean_body(body):
     """Return the trimmed body, or refuse it: 1 to 4,000 characters after trimming."""
     if not isinstance(body, str):
@@ -29,16 +41,16 @@ def clean_body(body):
         raise Invalid("body must not be empty.", field="body")
     if len(body) > MAX_BODY_CHARS:
         raise TooLarge(f"body is over {MAX_BODY_CHARS} characters.", field="body")
-    if "\x00" in body:
-        # PostgreSQL text cannot hold NUL; refuse it everywhere alike.
-        raise Invalid("body must not contain NUL characters.", field="body")
+    if not storable(body):
+        # Refused everywhere alike, whatever the database.
+        raise Invalid("body must not contain NUL characters or unpaired surrogates.", field="body")
     return body
 
 
 def clean_client_id(client_id):
     if client_id is None or client_id == "":
         return None
-    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_CHARS or "\x00" in client_id:
+    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_CHARS or not storable(client_id):
         raise Invalid(f"client_id must be a string of at most {MAX_CLIENT_ID_CHARS} characters.", field="client_id")
     return client_id
 
@@ -47,7 +59,7 @@ def clean_name(name):
     if not isinstance(name, str):
         raise Invalid("name must be a string.", field="name")
     name = name.strip()
-    if len(name) > MAX_NAME_CHARS or "\x00" in name:
+    if len(name) > MAX_NAME_CHARS or not storable(name):
         raise Invalid(f"name must be at most {MAX_NAME_CHARS} characters.", field="name")
     return name
 

@@ -2,6 +2,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 
@@ -19,3 +20,13 @@ async def health(request):
     """
     state = await get_channel_layer().stats()
     return JsonResponse(state, status=503 if state["redis"] == "down" else 200)
+
+
+def server_error(request):
+    """The 500 page with DEBUG off: it names nothing of what failed (that goes to the log).
+
+    JSON under /api/, where every other error is JSON too; Django's plain page elsewhere.
+    """
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return defaults.server_error(request)

@@ -10,12 +10,12 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.auth import DeviceAuthMiddlewareStack  # noqa: E402
-from chat.fanout.devices import FlowControlMiddleware  # noqa: E402
+from chat.fanout.wire import WireMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": FlowControlMiddleware(DeviceAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": WireMiddleware(DeviceAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -90,7 +90,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several workers share one SQLite file: wait for the write lock instead of
     # failing at once, and take it at BEGIN so seq allocation never deadlocks.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
+        # Seconds to wait for another writer; past it a send answers 503 / "unavailable".
+        "timeout": float(os.environ.get("DATABASE_BUSY_TIMEOUT", "20")),
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -133,7 +134,9 @@ HTTPS = env_flag("DJANGO_HTTPS", "0")
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+# How long browsers keep to https once told (HSTS): a year unless set. Start
+# lower (say 3600) while trying TLS out: browsers remember it for that long.
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
@@ -142,6 +145,11 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 RATE_LIMITS = env_flag("CHAT_RATE_LIMITS", "1")
 
 REST_FRAMEWORK = {
+    # DRF's two, the JSON one also rendering an error that quotes an unpaired surrogate.
+    "DEFAULT_RENDERER_CLASSES": [
+        "chat.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -151,7 +159,7 @@ REST_FRAMEWORK = {
     # Proxies in front whose X-Forwarded-For may be trusted; 0: the client's own address.
     "NUM_PROXIES": int(os.environ.get("DJANGO_NUM_PROXIES", "0")),
     "DEFAULT_THROTTLE_CLASSES": (
-        ["rest_framework.throttling.UserRateThrottle", "rest_framework.throttling.AnonRateThrottle"]
+        ["chat.api.throttles.UserThrottle", "chat.api.throttles.AnonThrottle"]
         if RATE_LIMITS
         else []
     ),

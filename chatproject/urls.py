@@ -10,3 +10,6 @@ urlpatterns = [
     path("api/", include("chat.api.urls")),
     path("", include("chat.urls")),
 ]
+
+# Used only with DEBUG off (DJANGO_DEBUG=0); with it on, Django shows its debug page.
+handler500 = "chat.views.server_error"

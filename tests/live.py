@@ -88,12 +88,15 @@ class RedisServer:
 
 
 class Worker:
-    def __init__(self, env, port=None, server="daphne", args=()):
+    def __init__(self, env, port=None, server="daphne", args=(), log=None):
         self.env = env
         self.port = port or free_port()
         self.server = server
         self.args = list(args)
         self.proc = None
+        # The worker's stderr (its log) goes to a file: a pipe nobody reads
+        # would block a chatty worker once 64 KiB wait in it.
+        self.log = Path(log) if log else Path(tempfile.mkstemp(prefix=f"worker-{self.port}-", suffix=".log")[1])
 
     @property
     def http(self):
@@ -110,13 +113,18 @@ class Worker:
         else:
             cmd = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args,
                    "chatproject.asgi:application"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         wait_for(self.healthy, timeout=30, what=f"worker on {self.port}")
         return self
 
+    def log_text(self):
+        """Everything the worker has logged so far."""
+        return self.log.read_text(errors="replace")
+
     def healthy(self):
         if self.proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {self.proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"worker exited: {self.log_text()[-2000:]}")
         with urllib.request.urlopen(f"{self.http}/health/", timeout=2) as response:
             return response.status == 200
 
@@ -178,7 +186,8 @@ class Service:
             self.env["REDIS_URL"] = ",".join(shard.url for shard in self.shards)
         self.manage("migrate", "-v0")
         self.workers = [
-            Worker(self.env, server=self.server, args=self.server_args).start() for _ in range(self.n_workers)
+            Worker(self.env, server=self.server, args=self.server_args, log=self.workdir / f"worker{i}.log").start()
+            for i in range(self.n_workers)
         ]
         return self
 
@@ -204,6 +213,11 @@ class Service:
 
     def api(self, method, path, token, body=None, worker=0):
         """Call the HTTP API; return (status, parsed JSON or None)."""
+        status, _, data = self.call(method, path, token, body, worker=worker)
+        return status, data
+
+    def call(self, method, path, token, body=None, worker=0, timeout=10):
+        """Call the HTTP API; return (status, headers, parsed JSON or None)."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             self.workers[worker].http + path,
@@ -212,15 +226,15 @@ class Service:
             headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = response.read()
-                return response.status, json.loads(raw) if raw else None
+                return response.status, response.headers, json.loads(raw) if raw else None
         except urllib.error.HTTPError as error:
             raw = error.read()
             try:
-                return error.code, json.loads(raw)
+                return error.code, error.headers, json.loads(raw)
             except ValueError:
-                return error.code, None
+                return error.code, error.headers, None
 
 
 class Device:

@@ -70,3 +70,31 @@ def test_check_deploy_is_clean_in_production_over_https():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_over_https_cookies_are_secure_and_hsts_lasts_a_year_unless_configured():
+    production = dict(DJANGO_DEBUG="0", DJANGO_HTTPS="1", DJANGO_SECRET_KEY=REAL_KEY)
+    expr = (
+        "[settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SECURE_SSL_REDIRECT,"
+        " settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS]"
+    )
+    assert settings_json(expr, **production) == [False, True, True, True, 31536000, True]
+    assert settings_json("settings.SECURE_HSTS_SECONDS", **production, DJANGO_HSTS_SECONDS="3600") == 3600
+    # Plain HTTP development: none of it, or the browser would refuse the site.
+    assert settings_json(expr) == [True, False, False, False, 0, False]
+
+
+def test_an_https_response_carries_hsts_and_a_plain_http_one_is_redirected():
+    code = (
+        "import django; django.setup(); from django.test import Client; c = Client();"
+        "r = c.get('/health/', secure=True); print(r.status_code, r.headers.get('Strict-Transport-Security'));"
+        "r = c.get('/health/'); print(r.status_code, r.headers.get('Location'))"
+    )
+    result = run_python(
+        code, DJANGO_DEBUG="0", DJANGO_HTTPS="1", DJANGO_SECRET_KEY=REAL_KEY, DJANGO_ALLOWED_HOSTS="testserver",
+        DJANGO_HSTS_SECONDS="600",
+    )
+    assert result.returncode == 0, result.stderr
+    secure, plain = result.stdout.splitlines()
+    assert secure == "200 max-age=600; includeSubDomains; preload"
+    assert plain == "301 https://testserver/health/"

@@ -45,6 +45,15 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class UsernameField(StrictCharField):
+    """A username as it will be stored: NFKC-normalised first, as Django's user
+    model and sign-up form do, so that length, characters and uniqueness are
+    checked on what is stored ("ＡＬＩＣＥ" is "ALICE", taken if "alice" is)."""
+
+    def to_internal_value(self, data):
+        return get_user_model().normalize_username(super().to_internal_value(data))
+
+
 class UserIdsField(serializers.ListField):
     """A list of user ids, whose errors stay a flat list of messages.
 
@@ -96,7 +105,7 @@ class UserSearchSerializer(serializers.Serializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = StrictCharField(
+    username = UsernameField(
         max_length=150,
         validators=[UnicodeUsernameValidator()],
         help_text="150 characters or fewer: letters, digits and @/./+/-/_ only.",

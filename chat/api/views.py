@@ -1,28 +1,47 @@
 """The HTTP API: parse with a serializer, check access and act through
 `chat.selectors` / `chat.services`, reply. See the API contract."""
 
+import logging
+
 from channels.layers import get_channel_layer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..errors import ChatError, NotAllowed, NotMember
+from ..errors import (
+    DATABASE_UNAVAILABLE,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_DETAIL,
+    ChatError,
+    NotAllowed,
+    NotMember,
+)
 from ..models import Room
 from . import serializers as s
+from .parsers import JSONParser
 from .throttles import ScopedThrottle
 
 ROOM_ID = OpenApiParameter("room_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 NOT_MEMBER = OpenApiResponse(description="No such room, or the caller is not a member: the two look the same.")
 NOT_ALLOWED = OpenApiResponse(description="The caller's role in the room does not allow this.")
 INVALID = OpenApiResponse(description='Validation failed: `{"field": ["message"]}`.')
+
+logger = logging.getLogger(__name__)
+
+
+class Unavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = UNAVAILABLE_DETAIL
+    default_code = "unavailable"
+    wait = RETRY_AFTER_SECONDS  # DRF's exception handler sends it as Retry-After
 
 
 def validated(serializer_class, data):
@@ -51,6 +70,13 @@ class ChatView(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, ChatError):
             exc = api_error(exc)
+        elif isinstance(exc, DATABASE_UNAVAILABLE):
+            # A locked SQLite file or a dropped connection is transient and rolled
+            # back: 503 + Retry-After says "retry (same client_id)", where a 500
+            # would say "bug". Django discards the broken connection at the end of
+            # the request (close_old_connections on request_finished).
+            logger.warning("database unavailable during %s %s: %s", self.request.method, self.request.path, exc)
+            exc = Unavailable()
         return super().handle_exception(exc)
 
 
@@ -105,6 +131,8 @@ class TokenView(ObtainAuthToken):
     authentication_classes = ()
     throttle_classes = (ScopedThrottle,)
     throttle_scope = "auth"
+    # DRF's own list, with the JSON parser that refuses too deep nesting with a 400.
+    parser_classes = (FormParser, MultiPartParser, JSONParser)
 
     @extend_schema(
         operation_id="obtain_token",
@@ -288,6 +316,8 @@ class MessageListView(ChatView):
             400: INVALID,
             404: NOT_MEMBER,
             429: OpenApiResponse(description="Sending too fast."),
+            503: OpenApiResponse(description="The database is briefly unavailable; nothing was stored. "
+                                 "Retry after `Retry-After` seconds with the same client_id."),
         },
     )
     def post(self, request, room_id):

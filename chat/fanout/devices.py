@@ -9,98 +9,33 @@ with 4008 instead of silently losing a frame in the middle of its stream.
 How a stalled socket becomes visible depends on the server:
 - uvicorn: its ASGI `send` waits while the socket's buffer is full, so the
   writer stops and the outbox fills.
-- daphne: `send` never waits (Twisted buffers without limit), so we register
-  a Twisted push producer on the connection: Twisted pauses it when the
-  socket's write buffer passes 64 KiB and the writer stops the same way.
+- daphne: `send` never waits (Twisted buffers without limit), so the device
+  writes through a `wire.DaphneSocket`: Twisted pauses it when the socket's
+  write buffer passes 64 KiB, and frames wait in the outbox from then on.
+  While the socket keeps up, a frame is written at once, with no writer task
+  in between (the writer exists only once a device has fallen behind).
 """
 
 import asyncio
 import logging
 from collections import deque
-from functools import partial
 
 logger = logging.getLogger(__name__)
 
 SLOW_CLOSE_CODE = 4008
 
 
-class _PauseSignal:
-    """A Twisted push producer that records whether the socket keeps up.
-
-    It stands in for the producer already registered on the transport (the
-    HTTP channel the WebSocket was upgraded from) and passes every call on
-    to it, so Twisted's own flow control is unchanged.
-    """
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-
-    def pauseProducing(self):  # noqa: N802 (Twisted's interface)
-        self.flowing.clear()
-        if self.inner is not None:
-            self.inner.pauseProducing()
-
-    def resumeProducing(self):  # noqa: N802
-        self.flowing.set()
-        if self.inner is not None:
-            self.inner.resumeProducing()
-
-    def stopProducing(self):  # noqa: N802
-        self.flowing.set()
-        if self.inner is not None:
-            self.inner.stopProducing()
-
-
-def _watch_daphne_buffer(send):
-    """Return a pause signal for a daphne connection, or None for other servers.
-
-    daphne hands each application `partial(server.handle_reply, protocol)`;
-    its protocol's transport is a Twisted one, which takes a push producer
-    and pauses it while more than 64 KiB wait to be written.
-    """
-    if not isinstance(send, partial) or not send.args:
-        return None
-    transport = getattr(send.args[0], "transport", None)
-    if transport is None or not hasattr(transport, "registerProducer"):
-        return None
-    signal = _PauseSignal(getattr(transport, "producer", None))
-    try:
-        if signal.inner is not None:
-            transport.unregisterProducer()
-        transport.registerProducer(signal, True)
-    except Exception:  # a transport that takes no producer: fall back to plain sends
-        logger.debug("daphne connection refused a producer", exc_info=True)
-        return None
-    return signal
-
-
-FLOW_SCOPE_KEY = "chat.flow"
-
-
-class FlowControlMiddleware:
-    """Put the server connection's pause signal in the scope, as `chat.flow`.
-
-    It must wrap the application outermost: middleware further in (Channels'
-    sessions) wrap `send`, hiding the server's own callable.
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "websocket":
-            scope = dict(scope, **{FLOW_SCOPE_KEY: _watch_daphne_buffer(send)})
-        return await self.app(scope, receive, send)
-
-
 class Device:
     """The outbound side of one WebSocket connection."""
 
-    def __init__(self, *, user_id, channel, send, max_frames, max_bytes, flow=None, on_closed_slow=None):
+    def __init__(
+        self, *, user_id, channel, send, max_frames, max_bytes, wire=None, on_closed_slow=None, credential=None
+    ):
         self.user_id = user_id
         self.channel = channel
+        # A fingerprint of how the device authenticated (which API token or
+        # session): revoking that credential closes it (see chat.auth).
+        self.credential = credential
         self.closed = False
         self._send = send
         self._max_frames = max_frames
@@ -110,23 +45,28 @@ class Device:
         self._outbox_bytes = 0
         self._wake = asyncio.Event()
         self._emptied = asyncio.Event()
-        self._pause = flow
+        self._wire = wire
         # Per room: the highest seq this device was sent as message.new.
         self._seen = {}
         # Per room being resumed: live (seq, frame) held until the replay is out.
         self._held = {}
         self._hold_all = False
-        self._writer = asyncio.get_running_loop().create_task(self._write())
+        self._writer = None
 
     def push(self, text):
-        """Queue a frame; close the device with 4008 if its outbox overflows."""
+        """Send or queue a frame; close the device with 4008 if its outbox overflows."""
         if self.closed:
+            return
+        if not self._outbox and self._wire is not None and self._wire.writable():
+            self._wire.write(text)
             return
         self._outbox.append(text)
         self._outbox_bytes += len(text)
         if len(self._outbox) > self._max_frames or self._outbox_bytes > self._max_bytes:
             self.close_slow()
             return
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
         self._wake.set()
 
     def push_message(self, room, seq, text):
@@ -202,7 +142,8 @@ class Device:
         self._outbox.clear()
         self._outbox_bytes = 0
         self._emptied.set()
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         # A socket that stopped reading may never take the close frame either;
         # the server's own ping time-out reaps it then.
         asyncio.get_running_loop().create_task(self._send_close(code))
@@ -212,7 +153,8 @@ class Device:
         self.closed = True
         self._outbox.clear()
         self._emptied.set()
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
 
     async def _send_close(self, code):
         try:
@@ -221,7 +163,7 @@ class Device:
             logger.debug("close of device %s not sent", self.channel, exc_info=True)
 
     async def _write(self):
-        outbox, wake, pause = self._outbox, self._wake, self._pause
+        outbox, wake, wire = self._outbox, self._wake, self._wire
         send = self._send
         try:
             while True:
@@ -230,12 +172,15 @@ class Device:
                     wake.clear()
                     await wake.wait()
                     continue
-                if pause is not None and not pause.flowing.is_set():
-                    await pause.flowing.wait()
+                if wire is not None and not wire.flowing.is_set():
+                    await wire.flowing.wait()
                     continue
                 text = outbox.popleft()
                 self._outbox_bytes -= len(text)
-                await send({"type": "websocket.send", "text": text})
+                if wire is not None and wire.writable():
+                    wire.write(text)
+                else:
+                    await send({"type": "websocket.send", "text": text})
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -18,6 +18,7 @@ ROOM = "room"  # a frame for the members of a room, ordered by seq
 USERS = "users"  # a frame for every device of some users
 CHANNEL = "chan"  # a Channels message for one channel
 GROUP = "group"  # a Channels message for the local members of a group
+CLOSE = "close"  # close the devices of some users that authenticated with one credential
 
 
 def pack_ids(ids):

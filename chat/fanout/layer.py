@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 
 import redis
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
@@ -107,6 +107,14 @@ class FanoutChannelLayer(BaseChannelLayer):
         key = min(user_ids) if user_ids else 0
         return self._publish(key, envelope.encode(env))
 
+    def close_devices(self, user_id, credential, code):
+        """Close the user's devices, on every worker, that authenticated with this credential.
+
+        `credential` is the fingerprint the device was attached with; see chat.auth.
+        """
+        env = {"k": envelope.CLOSE, "t": envelope.pack_ids([user_id]), "a": credential, "c": code}
+        return self._publish(user_id, envelope.encode(env))
+
     def _room_members(self, room_id, members_version):
         cached = self._member_cache.get(room_id)
         if cached is not None and members_version is not None and cached[0] == members_version:
@@ -147,7 +155,11 @@ class FanoutChannelLayer(BaseChannelLayer):
             return [(seq, ids, json.dumps(event, separators=(",", ":"))) for seq, event in rows]
 
         self.counters["backfills"] += 1
-        return await sync_to_async(read, thread_sensitive=False)()
+        # database_sync_to_async, not plain sync_to_async: it runs Django's
+        # close_old_connections around the read, so a connection the database
+        # dropped (restart, failover) is health-checked and replaced instead of
+        # failing every backfill on this pool thread from then on.
+        return await database_sync_to_async(read, thread_sensitive=False)()
 
     def _catch_up_all(self):
         for room in self.local.order.rooms():
@@ -155,14 +167,21 @@ class FanoutChannelLayer(BaseChannelLayer):
 
     # Devices
 
-    async def attach_device(self, *, user_id, channel, send, flow=None):
+    async def attach_device(self, *, user_id, channel, send, wire=None, credential=None):
         """Register a device connection; live messages are held until `release`.
 
-        `flow` is the server's pause signal for the socket, if it has one.
+        `wire` is the daphne socket under the connection, if it is one (see wire.py);
+        `credential` what `close_devices` matches on.
         """
         self._bind()
         device = Device(
-            user_id=user_id, channel=channel, send=send, flow=flow, on_closed_slow=self._count_slow, **self._device_limits
+            user_id=user_id,
+            channel=channel,
+            send=send,
+            wire=wire,
+            credential=credential,
+            on_closed_slow=self._count_slow,
+            **self._device_limits,
         )
         device.hold()
         if self.local.attach(device) and self._link is not None:

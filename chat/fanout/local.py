@@ -146,22 +146,39 @@ class LocalDelivery:
         elif kind == envelope.GROUP:
             for channel in tuple(self.groups.get(env["g"], ())):
                 self.put(channel, env["m"])
+        elif kind == envelope.CLOSE:
+            self.close_devices(envelope.unpack_ids(env["t"]), env["a"], env["c"])
 
     def deliver_message(self, room, seq, targets, exclude, frame):
         delivered = 0
         devices_by_user = self.devices_by_user
         for uid in targets:
-            for device in devices_by_user.get(uid, ()):
+            # A copy: a push that overflows a device's outbox closes and forgets it.
+            for device in tuple(devices_by_user.get(uid, ())):
                 if device.channel != exclude:
                     device.push_message(room, seq, frame)
                     delivered += 1
         self.counters["delivered"] += delivered
 
+    def close_devices(self, targets, credential, code):
+        """Close these users' devices that authenticated with this credential.
+
+        A control event, not a frame: it goes through Level 1 like any other
+        (one publish reaches every worker), but here it ends the connection
+        instead of joining the device's outbox, so nothing queued before it
+        delays it. The consumer's disconnect handler then detaches the device.
+        """
+        for uid in targets:
+            for device in tuple(self.devices_by_user.get(uid, ())):
+                if device.credential == credential and not device.closed:
+                    device.close(code)
+                    self.counters["closed_revoked"] += 1
+
     def _deliver_frame(self, targets, exclude, frame):
         delivered = 0
         devices_by_user = self.devices_by_user
         for uid in targets:
-            for device in devices_by_user.get(uid, ()):
+            for device in tuple(devices_by_user.get(uid, ())):
                 if device.channel != exclude:
                     device.push(frame)
                     delivered += 1

@@ -898,6 +898,10 @@ function checkSession() {
 
 setUnauthenticatedHandler(goToLogin);
 
+// Logging out ends this session's sockets too (close 4001); the form's own
+// redirect to the login page must win over goToLogin's.
+document.querySelector(".logout-form")?.addEventListener("submit", () => conn.stop());
+
 // ---------------------------------------------------------------- composer
 
 function autoGrow() {
