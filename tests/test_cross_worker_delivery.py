@@ -33,5 +33,8 @@ async def test_alice_gets_bobs_message_on_her_devices_on_both_workers(service, p
         frame = await device.next_frame("message.new")
         assert frame["message"]["body"] == "hello both"
         assert frame["message"]["seq"] == ack["message"]["seq"]
+    # Under daphne the frames took the fast path: written whole by chat.fanout.wire.
+    for worker in (w0, w1):
+        assert worker.health()["wire"].get("direct", 0) >= 1
     for device in (alice_0, alice_1, bob_1):
         await device.close()
