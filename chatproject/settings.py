@@ -192,6 +192,8 @@ CHANNEL_LAYERS = {
             # A device further behind than this is closed with 4008.
             "device_max_frames": int(os.environ.get("CHAT_DEVICE_MAX_FRAMES", "1000")),
             "device_max_bytes": int(os.environ.get("CHAT_DEVICE_MAX_BYTES", str(1024 * 1024))),
+            # Seconds between a worker's presence heartbeats; a killed worker's users go offline after 3.
+            "presence_interval": float(os.environ.get("CHAT_PRESENCE_INTERVAL", "10")),
         },
     }
 }

@@ -44,6 +44,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         device_max_bytes=1024 * 1024,
         health_check_interval=10,
         socket_timeout=5,
+        presence_interval=PRESENCE_INTERVAL,
         **kwargs,
     ):
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity, **kwargs)
@@ -68,6 +69,7 @@ class FanoutChannelLayer(BaseChannelLayer):
                 counters=self.counters,
                 health_check_interval=health_check_interval,
                 socket_timeout=socket_timeout,
+                presence_interval=presence_interval,
             )
 
     # Start-up: everything async binds to the loop of the first async call.
@@ -204,7 +206,7 @@ class FanoutChannelLayer(BaseChannelLayer):
     async def _beat_presence(self):
         while True:
             await self._link.heartbeat(self.worker_id, list(self.local.devices_by_user))
-            await asyncio.sleep(PRESENCE_INTERVAL)
+            await asyncio.sleep(self._link.presence_interval)
 
     def online_user_ids(self, user_ids):
         """Which of these users have a device connected to any worker (call from sync code)."""

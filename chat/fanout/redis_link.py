@@ -23,7 +23,7 @@ from . import envelope
 
 logger = logging.getLogger(__name__)
 
-PRESENCE_INTERVAL = 10  # seconds between presence heartbeats
+PRESENCE_INTERVAL = 10  # seconds between presence heartbeats, by default
 
 
 class RedisLink:
@@ -40,8 +40,10 @@ class RedisLink:
         counters,
         health_check_interval=10,
         socket_timeout=5,
+        presence_interval=PRESENCE_INTERVAL,
     ):
         self.urls = urls
+        self.presence_interval = presence_interval
         self.prefix = prefix
         self.fanout_channel = f"{prefix}:fanout"
         self.worker_channel = f"{prefix}:worker:{worker_id}"
@@ -203,7 +205,7 @@ class RedisLink:
             pass  # the next heartbeat writes the whole set again
 
     async def heartbeat(self, worker_id, user_ids):
-        key, ttl = self._presence_key(worker_id), 3 * PRESENCE_INTERVAL
+        key, ttl = self._presence_key(worker_id), 3 * self.presence_interval
         try:
             async with self._async[0].pipeline(transaction=True) as pipe:
                 pipe.delete(key)
@@ -219,7 +221,7 @@ class RedisLink:
     def online(self, user_ids):
         """The users among these with a device on any live worker (from any thread)."""
         client = self._sync[0]
-        workers = client.zrangebyscore(f"{self.prefix}:workers", time.time() - 3 * PRESENCE_INTERVAL, "+inf")
+        workers = client.zrangebyscore(f"{self.prefix}:workers", time.time() - 3 * self.presence_interval, "+inf")
         if not workers or not user_ids:
             return set()
         with client.pipeline(transaction=False) as pipe:
