@@ -1,11 +1,12 @@
 """Room management. Every change goes through chat.services, as the API's do,
 so admin edits fan out room.joined / room.left like any other."""
 
+from channels.layers import get_channel_layer
 from django.contrib import admin
 from django.db.models import Count
 from django.utils.html import format_html_join
 
-from . import services
+from . import selectors, services
 from .models import Membership, Message, Room
 
 LATEST_MESSAGES = 20
@@ -25,8 +26,8 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     search_fields = ["name"]
     inlines = [MembershipInline]
-    fields = ["name", "kind", "created_by", "created_at", "last_seq", "latest_messages"]
-    readonly_fields = ["kind", "created_by", "created_at", "last_seq", "latest_messages"]
+    fields = ["name", "kind", "created_by", "created_at", "last_seq", "members_online", "latest_messages"]
+    readonly_fields = ["kind", "created_by", "created_at", "last_seq", "members_online", "latest_messages"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(member_count=Count("memberships"))
@@ -34,6 +35,15 @@ class RoomAdmin(admin.ModelAdmin):
     @admin.display(ordering="member_count")
     def member_count(self, room):
         return room.member_count
+
+    @admin.display(description="Online now")
+    def members_online(self, room):
+        """How many members have a device connected to any worker (the layer's device registry)."""
+        if room.pk is None:
+            return "—"
+        _, member_ids = selectors.room_member_ids(room.pk)
+        online = get_channel_layer().online_user_ids(member_ids)
+        return f"{len(online)} of {len(member_ids)} members"
 
     @admin.display(description="Latest messages")
     def latest_messages(self, room):

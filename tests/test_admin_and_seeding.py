@@ -1,15 +1,20 @@
 """Room management in the Django admin, and seed_users."""
 
 import json
+import re
 from io import StringIO
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from chat import services
 from chat.models import Membership, Message, Room
+
+from .test_device_protocol import connect
 
 
 @pytest.fixture
@@ -87,6 +92,26 @@ def test_the_room_page_shows_its_latest_messages_as_text(admin_client, alice):
     page = admin_client.get(f"/admin/chat/room/{lobby.pk}/change/").content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script>alert(1)</script>" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_room_page_counts_the_members_with_a_device_connected(alice, bob, charlie):
+    lobby = await sync_to_async(services.create_group_room)(creator=alice, name="lobby", member_ids=[bob.pk, charlie.pk])
+    admin = await sync_to_async(get_user_model().objects.create_superuser)("root", password="root-password")
+    browser = Client()
+    await sync_to_async(browser.force_login)(admin)
+
+    def online_now():
+        page = browser.get(f"/admin/chat/room/{lobby.pk}/change/").content.decode()
+        return re.search(r"(\d+) of 3 members", page).group(1)
+
+    assert await sync_to_async(online_now)() == "0"
+    bobs_phone, bobs_laptop = await connect(bob), await connect(bob)
+    assert await sync_to_async(online_now)() == "1"
+    await bobs_phone.disconnect()
+    assert await sync_to_async(online_now)() == "1"
+    await bobs_laptop.disconnect()
+    assert await sync_to_async(online_now)() == "0"
 
 
 def test_a_room_created_in_the_admin_is_owned_by_its_creator(admin_client):
