@@ -62,13 +62,8 @@ class _Extras:
         return set()
 
 
-class _RoomGroups(_Extras):
-    def publish_to_room(self, room_id, event, *, seq=None, members_version=None, exclude=None, skip_users=()):
-        message = chat_event(event, exclude)
-        if skip_users:
-            message["skip_users"] = list(skip_users)
-        async_to_sync(self.group_send)(room_group(room_id), message)
-        return True
+class _UserGroups(_Extras):
+    """Events for users go to each user's group: one group_send per user, awaited in turn."""
 
     def publish_to_users(self, user_ids, event, *, exclude=None):
         async_to_sync(self._send_users)(list(user_ids), chat_event(event, exclude))
@@ -77,6 +72,15 @@ class _RoomGroups(_Extras):
     async def _send_users(self, user_ids, message):
         for uid in user_ids:
             await self.group_send(user_group(uid), message)
+
+
+class _RoomGroups(_UserGroups):
+    def publish_to_room(self, room_id, event, *, seq=None, members_version=None, exclude=None, skip_users=()):
+        message = chat_event(event, exclude)
+        if skip_users:
+            message["skip_users"] = list(skip_users)
+        async_to_sync(self.group_send)(room_group(room_id), message)
+        return True
 
 
 class RoomGroupRedisLayer(_RoomGroups, RedisChannelLayer):
@@ -87,20 +91,11 @@ class RoomGroupPubSubLayer(_RoomGroups, RedisPubSubChannelLayer):
     pass
 
 
-class PerUserRedisLayer(_Extras, RedisChannelLayer):
+class PerUserRedisLayer(_UserGroups, RedisChannelLayer):
     def publish_to_room(self, room_id, event, *, seq=None, members_version=None, exclude=None, skip_users=()):
         ids = [uid for uid in member_ids(room_id) if uid not in skip_users]
         async_to_sync(self._send_users)(ids, chat_event(event, exclude))
         return True
-
-    def publish_to_users(self, user_ids, event, *, exclude=None):
-        async_to_sync(self._send_users)(list(user_ids), chat_event(event, exclude))
-        return True
-
-    async def _send_users(self, user_ids, message):
-        # One group_send per target user, awaited in turn.
-        for uid in user_ids:
-            await self.group_send(user_group(uid), message)
 
 
 class SeedLayer(_Extras, InMemoryChannelLayer):
