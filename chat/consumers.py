@@ -35,9 +35,14 @@ def dumps(frame):
     return json.dumps(frame, separators=(",", ":"))
 
 
+def non_negative_int(value):
+    """Whether a JSON value is an integer an id or seq column can hold (true is not 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+
+
 def int_field(frame, name):
     value = frame.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+    if not non_negative_int(value):
         raise Invalid(f"{name} must be a non-negative integer.", field=name)
     return value
 
@@ -151,8 +156,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         wanted = {}
         for key, seq in rooms.items():
             # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
-            room = int(key) if key.isascii() and key.isdigit() and len(key) <= 19 else MAX_INT + 1
-            if room > MAX_INT or isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT:
+            room = int(key) if key.isascii() and key.isdigit() and len(key) <= 19 else None
+            if not (non_negative_int(room) and non_negative_int(seq)):
                 raise Invalid("rooms must map room ids to non-negative integers.", field="rooms")
             wanted[room] = seq
         self.device.hold(wanted)

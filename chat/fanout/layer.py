@@ -21,10 +21,11 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
 
-from . import envelope, wire
+from . import envelope
 from .devices import Device
 from .local import LocalDelivery
 from .redis_link import PRESENCE_INTERVAL, RedisLink
+from .wire import written as wire_written
 
 
 class FanoutChannelLayer(BaseChannelLayer):
@@ -222,7 +223,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         """Counters and the state of the Redis link, for the health endpoint."""
         self._bind()
         state = {"redis": "off", "counters": dict(self.counters)}
-        state["wire"] = dict(wire.written)
+        state["wire"] = dict(wire_written)
         state["devices"] = sum(len(d) for d in self.local.devices_by_user.values())
         if self._link is not None:
             # Up means answering and subscribed: only then does delivery work.
